@@ -123,6 +123,7 @@ class MinikubeCluster(Cluster):
         spec, net, mk = args.spec, args.network, args.spec.minikube
         self.name, self.network = spec.name, spec.network
         self.lb_range = args.lb_pool
+        self.kubeconfig_path = args.kubeconfig_path
 
         # The profile itself. Not deleted_with anything: destroy must run `minikube delete`.
         self.start = command.local.Command(
@@ -189,11 +190,12 @@ class ExistingCluster(Cluster):
         spec, ex = args.spec, args.spec.existing
         self.name, self.network = spec.name, spec.network
         self.lb_range = None
+        self.kubeconfig_path = spec.kubeconfig or args.kubeconfig_path
         self.lifecycle = None
         self.lb_ready = []
         self.provider = k8s.Provider(
             f"{name}-k8s",
-            kubeconfig=spec.kubeconfig or args.kubeconfig_path,
+            kubeconfig=self.kubeconfig_path,
             context=ex.context,
             cluster_identifier=f"existing-{ex.context}",
             enable_config_map_mutable=True,
