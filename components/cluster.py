@@ -57,6 +57,8 @@ class Cluster(pulumi.ComponentResource):
     node_ip: pulumi.Output[str] | None
     api_server_url: pulumi.Output[str]
     lb_range: str | None
+    # The kubeconfig file holding ``context`` (for kubectl steps and `make verify`).
+    kubeconfig_path: str
     # Resource every object on this cluster is deleted_with (None: the cluster outlives the stack).
     lifecycle: pulumi.Resource | None
     # What a LoadBalancer Service on this cluster must wait for to get an address.
