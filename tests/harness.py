@@ -338,8 +338,12 @@ class Result:
 
 
 def run(program: Callable[[], Any], config: dict, *, stack: str = "east-west", preview: bool = False,
-        secret_keys: tuple = (), lb_overrides: dict | None = None) -> Result:
-    """Run ``program`` under mocks with ``config`` (keys without the project prefix)."""
+        secret_keys: tuple = (), lb_overrides: dict | None = None, sink: list | None = None) -> Result:
+    """Run ``program`` under mocks with ``config`` (keys without the project prefix).
+
+    ``sink`` (a list) receives the Result before the program runs, so a test can inspect what
+    was registered even when the program raises.
+    """
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
@@ -352,6 +356,8 @@ def run(program: Callable[[], Any], config: dict, *, stack: str = "east-west", p
         flat = {f"{PROJECT}:{k}": (v if isinstance(v, str) else json.dumps(v)) for k, v in config.items()}
         pulumi.runtime.set_all_config(flat, secret_keys=[f"{PROJECT}:{k}" for k in secret_keys])
         outputs: dict = {}
+        if sink is not None:
+            sink.append(Result(mocks=m, monitor=monitor, outputs=outputs))
 
         @pulumi.runtime.test
         def body():
