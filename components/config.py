@@ -108,6 +108,8 @@ class KialiSpec:
     auth: str = "anonymous"
     log_level: str = "info"
     ingress: bool = False
+    openid_issuer_uri: str | None = None  # auth: openid only
+    openid_client_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -234,7 +236,7 @@ def parse(raw: Mapping[str, Any]) -> StackConfig:
     # kiali
     kiali = KialiSpec()
     if raw.get("kiali") is not None:
-        kv = c.mapping("kiali", raw["kiali"], ("auth", "logLevel", "ingress"))
+        kv = c.mapping("kiali", raw["kiali"], ("auth", "logLevel", "ingress", "openid"))
         if kv is not None:
             auth = kv.get("auth", "anonymous")
             if auth not in KIALI_AUTH:
@@ -251,7 +253,18 @@ def parse(raw: Mapping[str, Any]) -> StackConfig:
             ingress = kv.get("ingress", False)
             if not isinstance(ingress, bool):
                 c.add("kiali.ingress", f"must be true or false; got {ingress!r}")
-            kiali = KialiSpec(auth=auth, log_level=level, ingress=bool(ingress))
+            issuer = client_id = None
+            if auth == "openid":
+                ov = c.mapping("kiali.openid", kv.get("openid") or {}, ("issuerUri", "clientId"))
+                if ov is not None:
+                    issuer = c.string("kiali.openid.issuerUri", ov.get("issuerUri"))
+                    client_id = c.string("kiali.openid.clientId", ov.get("clientId"))
+                    if issuer is not None and urlparse(issuer).scheme != "https":
+                        c.add("kiali.openid.issuerUri", f"{issuer!r} must be the https URL of your OpenID provider")
+            elif kv.get("openid") is not None:
+                c.add("kiali.openid", "only applies with kiali.auth: openid; remove it or set auth to openid")
+            kiali = KialiSpec(auth=auth, log_level=level, ingress=bool(ingress),
+                              openid_issuer_uri=issuer, openid_client_id=client_id)
 
     # istio (optional)
     hub = DEFAULT_ISTIO_HUB

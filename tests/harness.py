@@ -12,12 +12,16 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
 import datetime
+import glob
 import ipaddress
 import json
 import os
 import runpy
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +33,8 @@ from pulumi.runtime import rpc, settings
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN = os.path.join(ROOT, "__main__.py")
 STACK_FILE = os.path.join(ROOT, "Pulumi.east-west.yaml")
+FIXTURES = os.path.join(ROOT, "tests", "fixtures")
+_OFFLINE: list[str] = []
 PROJECT = "kiali-multicluster"
 SECRET_SIG = rpc._special_secret_sig
 SIG_KEY = rpc._special_sig_key
@@ -59,6 +65,7 @@ def stack_config(path: str = STACK_FILE) -> dict:
 # --- fake TLS: real keys and certificates from the pulumi-tls inputs ----------------------------
 
 _KEYS: dict[tuple[str, int], Any] = {}
+_LOADED: dict[str, Any] = {}  # private key PEM -> key object (a cache of load_key)
 
 
 def _tls_outputs(typ: str, name: str, inputs: dict) -> dict:
@@ -68,7 +75,11 @@ def _tls_outputs(typ: str, name: str, inputs: dict) -> dict:
     from cryptography.x509.oid import NameOID
 
     def load_key(pem: str):
-        return serialization.load_pem_private_key(pem.encode(), password=None)
+        # Parsing validates the RSA key (~0.3 s for 4096 bits): reuse the keys this mock made.
+        k = _LOADED.get(pem)
+        if k is None:
+            k = _LOADED[pem] = serialization.load_pem_private_key(pem.encode(), password=None)
+        return k
 
     def subject(d: dict) -> x509.Name:
         attrs = []
@@ -117,6 +128,7 @@ def _tls_outputs(typ: str, name: str, inputs: dict) -> dict:
             k = _KEYS[(name, bits)] = rsa.generate_private_key(public_exponent=65537, key_size=bits)
         pem = k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
                               serialization.NoEncryption()).decode()
+        _LOADED.setdefault(pem, k)
         pub = k.public_key().public_bytes(serialization.Encoding.PEM,
                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
         return {"privateKeyPem": pem, "publicKeyPem": pub}
@@ -263,6 +275,9 @@ class RecordingMonitor(pmocks.MockMonitor):
             "deleteBeforeReplace": bool(getattr(request, "deleteBeforeReplace", False)),
             "provider": request.provider, "read": read,
             "propertyDependencies": {k: list(v.urns) for k, v in getattr(request, "propertyDependencies", {}).items()},
+            "custom": bool(getattr(request, "custom", True)) if not read else True,
+            "additionalSecretOutputs": list(getattr(request, "additionalSecretOutputs", []) or []),
+            "id": request.id if read else "",
         }
 
     def RegisterResource(self, request):
@@ -378,8 +393,25 @@ def run(program: Callable[[], Any], config: dict, *, stack: str = "east-west", p
         loop.close()
 
 
+def offline_fixtures_dir() -> str:
+    """Every ``tests/fixtures/<topic>/*.yaml`` by basename in one directory (for manifests.offlineDir).
+
+    Made once per process and removed at exit.
+    """
+    if not _OFFLINE:
+        out = tempfile.mkdtemp(prefix="kmc-offline-")
+        atexit.register(shutil.rmtree, out, True)
+        for path in sorted(glob.glob(os.path.join(FIXTURES, "*", "*.yaml"))):
+            os.symlink(path, os.path.join(out, os.path.basename(path)))  # FileExistsError: two fixtures share a name
+        _OFFLINE.append(out)
+    return _OFFLINE[0]
+
+
 def run_main(config: dict | None = None, **kw) -> Result:
     cfg = stack_config() if config is None else config
+    if isinstance(cfg, dict) and "manifests" not in cfg:
+        # Tests never fetch upstream manifests: without an explicit manifests key they come from the fixtures.
+        cfg = {**cfg, "manifests": {"offlineDir": offline_fixtures_dir()}}
 
     def program():
         runpy.run_path(MAIN, run_name="__main__")

@@ -122,6 +122,9 @@ BAD = [
     ("unknown-top-key", [("remote", [])], "remote", "unknown config key"),
     ("unknown-nested-key", [("primary.minikube.memroy", "8g")], "primary.minikube.memroy", "unknown key"),
     ("kiali-token-auth", [("kiali.auth", "token")], "kiali.auth", "home cluster only"),
+    ("kiali-openid-without-issuer", [("kiali.auth", "openid"), ("kiali.openid", {"clientId": "kiali"})],
+     "kiali.openid.issuerUri", "is required"),
+    ("kiali-openid-with-anonymous", [("kiali.openid", {"issuerUri": "https://idp", "clientId": "k"})], "kiali.openid", "only applies"),
     ("kiali-log-level", [("kiali.logLevel", "verbose")], "kiali.logLevel", "log level"),
     ("travels-unknown", [("remotes.0.travels", ["travels-v2", "travels-v9"])], "remotes[0].travels[1]", "travels-v3"),
     ("travels-on-primary", [("primary.travels", ["travels-v2"])], "primary.travels", "unknown key"),
@@ -147,6 +150,13 @@ def test_bad_config_fails_before_any_resource(edits, key, words):
     assert full_key in str(run_err.value)
     assert sink[0].records == []
     assert [q["type"] for q in sink[0].requests.values()] == ["pulumi:pulumi:Stack"]
+
+
+def test_openid_settings_reach_the_spec():
+    raw = base()
+    raw["kiali"] = {"auth": "openid", "openid": {"issuerUri": "https://idp.example.com/realms/mesh", "clientId": "kiali"}}
+    k = C.parse(raw).kiali
+    assert (k.auth, k.openid_issuer_uri, k.openid_client_id) == ("openid", "https://idp.example.com/realms/mesh", "kiali")
 
 
 def test_every_problem_is_reported_at_once():
