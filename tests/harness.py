@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import base64
+import concurrent.futures
 import datetime
 import glob
 import ipaddress
@@ -361,6 +362,16 @@ def run(program: Callable[[], Any], config: dict, *, stack: str = "east-west", p
     """
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    # The mock monitor gives each worker thread an event loop of its own; own them so they are
+    # closed with the run instead of being finalised (noisily) whenever the GC gets to them.
+    thread_loops: list = []
+
+    def give_thread_a_loop():
+        thread_loops.append(asyncio.new_event_loop())
+        asyncio.set_event_loop(thread_loops[-1])
+
+    executor = concurrent.futures.ThreadPoolExecutor(initializer=give_thread_a_loop)
+    loop.set_default_executor(executor)
     try:
         pools = _pools_by_provider(config)
         m = RecordingMocks(lb_pools=pools)
@@ -391,6 +402,9 @@ def run(program: Callable[[], Any], config: dict, *, stack: str = "east-west", p
     finally:
         asyncio.set_event_loop(None)
         loop.close()
+        executor.shutdown(wait=True)
+        for thread_loop in thread_loops:
+            thread_loop.close()
 
 
 def offline_fixtures_dir() -> str:
