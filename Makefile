@@ -34,7 +34,8 @@ stack:
 destroy:
 	$(PULUMI) destroy --yes --stack $(STACK)
 
-verify:
+# verify talks to the clusters with the kubernetes client (a dev requirement).
+verify: $(VENV)/.dev-installed
 	$(PY) tools/verify.py --stack $(STACK)
 
 $(VENV)/.dev-installed: requirements.txt requirements-dev.txt

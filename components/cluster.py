@@ -141,9 +141,11 @@ class MinikubeCluster(Cluster):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.docker_network], delete_before_replace=True),
         )
         self.lifecycle = self.start
+        # Triggered by the start command's id: a re-created cluster gets the addon again.
         self.metallb_addon = command.local.Command(
             f"{name}-metallb-addon",
             create=ops_command("metallb", "--profile", spec.name),
+            triggers=[self.start.id],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.start]),
         )
 

@@ -481,6 +481,9 @@ def _check_cross_cluster(c: _Checker, clusters: list[ClusterSpec], raw: Mapping[
                 c.add(f"{p}.minikube.staticIp", f"{ip} is already used by {key(seen_ips[ip])}; give every profile its own address")
             seen_ips.setdefault(ip, p)
     names = set(seen_names)
+    if network is not None and network.name in names:
+        # minikube removes a docker network named after a profile when it deletes that profile.
+        c.add("minikube.network", f"{network.name!r} is also a cluster name; minikube would delete it with that profile. Use another name")
     for p, cl in zip(paths, clusters, strict=False):
         if cl.network in names:
             c.add(f"{p}.network", f"{cl.network!r} is also a cluster name; use a distinct network name such as network-{cl.network}")

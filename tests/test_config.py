@@ -97,6 +97,7 @@ BAD = [
     ("subnet-not-24", [("minikube.subnet", "192.168.0.0/16")], "minikube.subnet", "private IPv4 /24"),
     ("subnet-public", [("minikube.subnet", "8.8.8.0/24")], "minikube.subnet", "private IPv4 /24"),
     ("subnet-garbage", [("minikube.subnet", "192.168.50.1/24")], "minikube.subnet", "not a network address"),
+    ("docker-network-is-cluster-name", [("minikube.network", "west")], "minikube.network", "also a cluster name"),
     ("driver-unsupported", [("minikube.driver", "virtualbox")], "minikube.driver", "static-ip"),
     ("ip-outside-subnet", [("remotes.0.minikube.staticIp", "192.168.60.3")], "remotes[0].minikube.staticIp", "not a host address"),
     ("ip-is-gateway", [("primary.minikube.staticIp", "192.168.50.1")], "primary.minikube.staticIp", "gateway"),

@@ -67,6 +67,8 @@ def test_minikube_profile_commands(ew, name, ip):
     assert ew.requests[urn]["deleteBeforeReplace"]
     addon = ew.urn_of(f"{name}-metallb-addon", CMD)
     assert ew.depends_on(addon, urn)
+    # A re-created cluster (new start id) gets the addon again.
+    assert ew.named(f"{name}-metallb-addon", CMD).plain["triggers"] == [f"{name}-minikube-id"]
 
 
 @pytest.mark.parametrize("name,pool", [("east", "192.168.50.20-192.168.50.29"), ("west", "192.168.50.30-192.168.50.39")])

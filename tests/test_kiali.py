@@ -93,11 +93,6 @@ def test_kiali_release_on_the_primary(east_west):
     assert res.depends_on(urn, res.urn_of("east-kiali-remote-secret-west"), transitive=False)
 
 
-def test_nothing_waits_for_an_ingress(east_west):
-    assert not [r for r in east_west.records if "Ingress" in r.typ]
-    assert east_west.named("east-kiali").plain["values"]["deployment"]["ingress"] == {"enabled": True}
-
-
 def test_remote_gets_the_account_through_the_chart(east_west):
     res = east_west
     rel = res.named("west-kiali-remote")

@@ -133,6 +133,7 @@ def test_network_is_created_with_a_gateway_and_owned(fake, commands):
     assert "--subnet=192.168.50.0/24" in create[0] and "--gateway=192.168.50.1" in create[0]
     assert "com.docker.network.bridge.enable_ip_masquerade=true" in create[0]
     assert "com.docker.network.bridge.enable_icc=true" in create[0]
+    assert not [a for a in create[0] if "minikube.sigs.k8s.io" in a]  # `minikube delete --all` must not take it
     # Destroy removes it, because this stack created it.
     out = fake.sh(net["delete"], PULUMI_COMMAND_STDOUT="created")
     assert out.returncode == 0, out.stderr

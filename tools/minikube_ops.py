@@ -69,12 +69,11 @@ def network_create(name: str, subnet: str, gateway: str) -> str:
         if problem:
             raise OpsError(problem)
         return "existing"
+    # No minikube labels: `minikube delete --all` would remove a network carrying them.
     run([
         "docker", "network", "create", "--driver=bridge", f"--subnet={subnet}", f"--gateway={gateway}",
         "-o", "com.docker.network.bridge.enable_ip_masquerade=true",
         "-o", "com.docker.network.bridge.enable_icc=true",
-        "--label", "created_by.minikube.sigs.k8s.io=true",
-        "--label", f"name.minikube.sigs.k8s.io={name}",
         name,
     ])
     return "created"
