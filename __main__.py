@@ -82,6 +82,8 @@ pulumi.export("nodeIps", {name: c.node_ip for name, c in clusters.items() if c.n
 pulumi.export("apiServers", {name: c.api_server_url for name, c in clusters.items()})
 pulumi.export("loadBalancerRanges", {name: c.lb_range for name, c in clusters.items() if c.lb_range})
 pulumi.export("discoveryAddress", istio_primary.discovery_address)
+pulumi.export("eastWestGateways", {primary.name: istio_primary.eastwest_address}
+              | {r.name: ir.eastwest_address for r, ir in zip(remotes, istio_remotes, strict=True)})
 pulumi.export("istioRemoteSecrets", {r.cluster_name: r.remote_secret_ref for r in istio_remotes})
 pulumi.export("prometheusUrl", prometheus.primary_url)
 pulumi.export("remotePrometheus", prometheus.remote_addresses)

@@ -312,6 +312,23 @@ def _release(parent: pulumi.Resource, cluster: Cluster, resource_name: str, spec
     )
 
 
+def _eastwest_gateway(parent: pulumi.Resource, c: Cluster, version: str,
+                      depends_on: Sequence[pulumi.Resource]) -> tuple[k8s.helm.v3.Release, pulumi.Output[str]]:
+    """The east-west gateway release and its LoadBalancer IP, read back once Helm's --wait has seen it.
+
+    The Service read's id comes from the release's outputs: unknown in a fresh stack's first
+    preview, so nothing queries a cluster that does not exist yet.
+    """
+    release = _release(parent, c, f"{c.name}-eastwestgateway", eastwest_gateway_release(c.network), version, depends_on)
+    service = k8s.core.v1.Service.get(
+        f"{c.name}-eastwestgateway-service",
+        pulumi.Output.concat(release.status.namespace, "/", release.status.name),
+        opts=c.opts(parent, depends_on=[release]),
+    )
+    what = f"Service {NAMESPACE}/{EASTWEST_GATEWAY} on {c.name}"
+    return release, service.status.apply(lambda s: lb_ip_from_status(s, what))
+
+
 def _namespace(parent: pulumi.Resource, cluster: Cluster, metadata: dict) -> k8s.core.v1.Namespace:
     return k8s.core.v1.Namespace(f"{cluster.name}-istio-system", metadata=metadata, opts=cluster.opts(parent))
 
@@ -359,19 +376,9 @@ class IstioPrimary(pulumi.ComponentResource):
             args.version, [self.base, self.cacerts],
         )
         # The injector must exist before the gateway pods (image: auto), MetalLB before its Service.
-        self.eastwest_gateway = _release(
-            self, c, f"{c.name}-eastwestgateway", eastwest_gateway_release(c.network), args.version,
-            [self.istiod, *c.lb_ready],
-        )
-        # The id comes from the release's outputs: unknown in a fresh stack's first preview, so
-        # nothing queries a cluster that does not exist yet. Helm's --wait guaranteed the IP.
-        self.eastwest_service = k8s.core.v1.Service.get(
-            f"{c.name}-eastwestgateway-service",
-            pulumi.Output.concat(self.eastwest_gateway.status.namespace, "/", self.eastwest_gateway.status.name),
-            opts=c.opts(self, depends_on=[self.eastwest_gateway]),
-        )
-        what = f"Service {NAMESPACE}/{EASTWEST_GATEWAY} on {c.name}"
-        self.discovery_address = self.eastwest_service.status.apply(lambda s: lb_ip_from_status(s, what))
+        self.eastwest_gateway, self.eastwest_address = _eastwest_gateway(
+            self, c, args.version, [self.istiod, *c.lb_ready])
+        self.discovery_address = self.eastwest_address
 
         self.exposed = [
             k8s.apiextensions.CustomResource(
@@ -466,11 +473,10 @@ class IstioRemote(pulumi.ComponentResource):
         )
         self.ready = [self.istiod, self.remote_secret, *primary_exposed, *c.lb_ready, self.ca_root_cert]
 
-        self.eastwest_gateway = _release(
-            self, c, f"{c.name}-eastwestgateway", eastwest_gateway_release(c.network), args.version, self.ready,
-        )
+        self.eastwest_gateway, self.eastwest_address = _eastwest_gateway(self, c, args.version, self.ready)
         self.register_outputs({
             "remoteSecret": self.remote_secret_ref,
             "istiodRelease": self.istiod.status,
             "eastwestGatewayRelease": self.eastwest_gateway.status,
+            "eastwestAddress": self.eastwest_address,
         })

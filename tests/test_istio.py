@@ -599,3 +599,13 @@ def test_existing_clusters_need_no_metallb(tmp_path):
     cfg, _ = kubeconfig_of(res, "west")
     assert load_with_kubernetes_client(cfg).host == "https://172.18.0.3:6443"
     assert res.outputs["discoveryAddress"][0] == res.mocks.lb_ip("east-k8s", "istio-system/istio-eastwestgateway")
+
+
+def test_every_east_west_gateway_address_is_exported(ew):
+    # Each cluster's gateway Service is read back (id from its own release) and exported by cluster.
+    addresses, secret = ew.outputs["eastWestGateways"]
+    assert not secret
+    assert addresses == {"east": "192.168.50.20", "west": "192.168.50.30"}
+    west_read = ew.urn_of("west-eastwestgateway-service", SVC)
+    assert ew.requests[west_read]["read"]
+    assert ew.depends_on(west_read, ew.urn_of("west-eastwestgateway", RELEASE))
