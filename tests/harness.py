@@ -15,6 +15,7 @@ import asyncio
 import atexit
 import base64
 import concurrent.futures
+import copy
 import datetime
 import glob
 import ipaddress
@@ -419,6 +420,47 @@ def offline_fixtures_dir() -> str:
             os.symlink(path, os.path.join(out, os.path.basename(path)))  # FileExistsError: two fixtures share a name
         _OFFLINE.append(out)
     return _OFFLINE[0]
+
+
+def offline(config: dict) -> dict:
+    """A copy of ``config`` that reads upstream manifests from the test fixtures, never the network."""
+    cfg = copy.deepcopy(config)
+    cfg["manifests"] = {"offlineDir": offline_fixtures_dir()}
+    return cfg
+
+
+def three_remotes(config: dict | None = None) -> dict:
+    """The east-west stack with remotes west, north and south (networks, IPs and pools of their own)."""
+    raw = copy.deepcopy(stack_config() if config is None else config)
+    west = raw["remotes"][0]
+    raw["remotes"] = [
+        dict(copy.deepcopy(west), name=n, network=f"network-{n}",
+             minikube=dict(west["minikube"], staticIp=f"192.168.50.{ip}"), loadBalancerRange=rng)
+        for n, ip, rng in (("west", 3, "30-39"), ("north", 4, "40-49"), ("south", 5, "50-59"))
+    ]
+    return raw
+
+
+def existing_clusters() -> dict:
+    """Both clusters existing (kind-like contexts), no minikube at all; west with its own kubeconfig."""
+    raw = copy.deepcopy(stack_config())
+    del raw["minikube"]
+    raw["primary"] = {"name": "east", "network": "network1",
+                      "existing": {"context": "kind-east", "apiServer": "https://172.18.0.2:6443"}}
+    raw["remotes"] = [{"name": "west", "network": "network2", "kubeconfig": "/home/me/west.yaml",
+                       "existing": {"context": "kind-west", "apiServer": "https://172.18.0.3:6443"}}]
+    return raw
+
+
+def existing_west(config: dict | None = None, *, context: str = "west-ctx", kubeconfig: str | None = None) -> dict:
+    """east on minikube, west an existing cluster."""
+    cfg = copy.deepcopy(stack_config() if config is None else config)
+    west = cfg["remotes"][0]
+    west.pop("minikube"), west.pop("loadBalancerRange")
+    west["existing"] = {"context": context, "apiServer": "https://10.0.0.5:6443"}
+    if kubeconfig is not None:
+        west["kubeconfig"] = kubeconfig
+    return cfg
 
 
 def run_main(config: dict | None = None, **kw) -> Result:

@@ -1,6 +1,5 @@
 """The whole program under mocks: docker network, clusters, MetalLB, providers, deleted_with, mesh CA."""
 
-import copy
 
 import pulumi
 import pytest
@@ -10,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 from components.ca import CACERTS_KEYS, MeshCA, MeshCAArgs, cert_chain
 from components.cluster import default_kubeconfig_path, metallb_config
-from harness import is_secret_envelope, run, run_main, stack_config, unwrap
+from harness import existing_clusters, is_secret_envelope, run, run_main, stack_config, three_remotes, unwrap
 
 CMD = "command:local:Command"
 PROVIDER = "pulumi:providers:kubernetes"
@@ -21,25 +20,6 @@ def ew():
     return run_main()
 
 
-def three_remotes() -> dict:
-    raw = copy.deepcopy(stack_config())
-    west = raw["remotes"][0]
-    raw["remotes"] = [
-        dict(copy.deepcopy(west), name=n, network=f"network-{n}",
-             minikube=dict(west["minikube"], staticIp=f"192.168.50.{ip}"), loadBalancerRange=rng)
-        for n, ip, rng in (("west", 3, "30-39"), ("north", 4, "40-49"), ("south", 5, "50-59"))
-    ]
-    return raw
-
-
-def existing_clusters() -> dict:
-    raw = copy.deepcopy(stack_config())
-    del raw["minikube"]
-    raw["primary"] = {"name": "east", "network": "network1",
-                      "existing": {"context": "kind-east", "apiServer": "https://172.18.0.2:6443"}}
-    raw["remotes"] = [{"name": "west", "network": "network2", "kubeconfig": "/home/me/west.yaml",
-                       "existing": {"context": "kind-west", "apiServer": "https://172.18.0.3:6443"}}]
-    return raw
 
 
 def test_docker_network_comes_first_and_clusters_start_concurrently(ew):

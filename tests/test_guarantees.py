@@ -35,26 +35,12 @@ _B64 = re.compile(r"^[A-Za-z0-9+/]{16,}={0,2}$")
 # --- stacks ---------------------------------------------------------------------------------------
 
 
-def offline(config: dict, tmp) -> dict:
-    cfg = copy.deepcopy(config)
-    cfg["manifests"] = {"offlineDir": G.offline_manifests(str(tmp / "manifests")), "cacheDir": str(tmp / "cache")}
-    return cfg
-
-
-def existing_west(config: dict) -> dict:
-    """east on minikube, west an existing cluster (the program must not skip deletes there)."""
-    cfg = copy.deepcopy(config)
-    west = cfg["remotes"][0]
-    west.pop("minikube"), west.pop("loadBalancerRange")
-    west["existing"] = {"context": "west-ctx", "apiServer": "https://10.0.0.5:6443"}
-    return cfg
 
 
 @pytest.fixture(scope="module")
-def stacks(tmp_path_factory) -> dict[str, dict]:
-    tmp = tmp_path_factory.mktemp("guarantees")
-    base = offline(harness.stack_config(), tmp)
-    return {"east-west": base, "3 remotes": G.with_remotes(base, 3), "existing west": existing_west(base)}
+def stacks() -> dict[str, dict]:
+    base = harness.offline(harness.stack_config())
+    return {"east-west": base, "3 remotes": G.with_remotes(base, 3), "existing west": harness.existing_west(base)}
 
 
 @pytest.fixture(scope="module")

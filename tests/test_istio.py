@@ -15,9 +15,6 @@ Upstream facts used below (istio/istio 1.30.3 unless noted; kiali.io tutorial f6
 from __future__ import annotations
 
 import base64
-import copy
-import glob
-import os
 import shlex
 import stat
 import subprocess
@@ -29,10 +26,18 @@ from pulumi_kubernetes.core.v1 import outputs as k8s_out
 
 from components import istio
 from components.ca import CACERTS_KEYS
-from harness import FAKE_CLUSTER_CA, RecordingMocks, is_secret_envelope, run_main, stack_config, unwrap
+from harness import (
+    FAKE_CLUSTER_CA,
+    RecordingMocks,
+    existing_clusters,
+    is_secret_envelope,
+    run_main,
+    stack_config,
+    three_remotes,
+    unwrap,
+)
 from tools import need
 
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 RELEASE = "kubernetes:helm.sh/v3:Release"
 SECRET = "kubernetes:core/v1:Secret"
 NS = "kubernetes:core/v1:Namespace"
@@ -51,19 +56,6 @@ GATEWAY_SCHEMA_KEYS = {"name", "networkGateway", "service", "labels", "env", "gl
 PEM = "-----BEGIN CERTIFICATE-----\nTUlJQg==\n-----END CERTIFICATE-----\n"
 
 
-def offline_dir(tmp_path) -> str:
-    """Every YAML fixture of every component in one directory by basename (manifests.offlineDir)."""
-    out = tmp_path / "offline"
-    out.mkdir()
-    for path in sorted(glob.glob(os.path.join(FIXTURES, "*", "*.yaml"))):
-        (out / os.path.basename(path)).symlink_to(path)
-    return str(out)
-
-
-def with_offline(raw: dict, tmp_path) -> dict:
-    raw = copy.deepcopy(raw)
-    raw["manifests"] = {"offlineDir": offline_dir(tmp_path)}
-    return raw
 
 
 # --- pure renderers ------------------------------------------------------------------------------
@@ -285,28 +277,9 @@ def test_wait_command_passes_shellcheck(tmp_path):
 
 @pytest.fixture(scope="module")
 def ew(tmp_path_factory):
-    return run_main(with_offline(stack_config(), tmp_path_factory.mktemp("istio")))
+    return run_main(stack_config())
 
 
-def three_remotes() -> dict:
-    raw = copy.deepcopy(stack_config())
-    west = raw["remotes"][0]
-    raw["remotes"] = [
-        dict(copy.deepcopy(west), name=n, network=f"network-{n}",
-             minikube=dict(west["minikube"], staticIp=f"192.168.50.{ip}"), loadBalancerRange=rng)
-        for n, ip, rng in (("west", 3, "30-39"), ("north", 4, "40-49"), ("south", 5, "50-59"))
-    ]
-    return raw
-
-
-def existing_clusters() -> dict:
-    raw = copy.deepcopy(stack_config())
-    del raw["minikube"]
-    raw["primary"] = {"name": "east", "network": "network1",
-                      "existing": {"context": "kind-east", "apiServer": "https://172.18.0.2:6443"}}
-    raw["remotes"] = [{"name": "west", "network": "network2", "kubeconfig": "/home/me/west.yaml",
-                       "existing": {"context": "kind-west", "apiServer": "https://172.18.0.3:6443"}}]
-    return raw
 
 
 def kubeconfig_of(res, cluster: str) -> tuple[dict, bool]:
@@ -427,7 +400,7 @@ def test_gateway_service_read_id_comes_from_the_release(tmp_path, monkeypatch):
         return rid, out
 
     monkeypatch.setattr(RecordingMocks, "new_resource", renamed)
-    res = run_main(with_offline(stack_config(), tmp_path))
+    res = run_main(stack_config())
     assert res.requests[res.urn_of("east-eastwestgateway-service", SVC)]["id"] == "other-ns/renamed-by-helm"
 
 
@@ -548,17 +521,17 @@ def test_no_secret_in_plaintext(ew):
 
 def test_hostname_load_balancer_fails_clearly(tmp_path):
     with pytest.raises(Exception, match=r"hostname 'gw\.example\.com'.*remotePilotAddress must be an IP"):
-        run_main(with_offline(stack_config(), tmp_path),
+        run_main(stack_config(),
                  lb_overrides={"istio-system/istio-eastwestgateway": {"loadBalancer": {"ingress": [{"hostname": "gw.example.com"}]}}})
 
 
 def test_missing_load_balancer_ip_fails_clearly(tmp_path):
     with pytest.raises(Exception, match="no LoadBalancer address"):
-        run_main(with_offline(stack_config(), tmp_path), lb_overrides={"istio-system/istio-eastwestgateway": {"loadBalancer": {}}})
+        run_main(stack_config(), lb_overrides={"istio-system/istio-eastwestgateway": {"loadBalancer": {}}})
 
 
 def test_three_remotes_get_three_of_everything(tmp_path):
-    res = run_main(with_offline(three_remotes(), tmp_path))
+    res = run_main(three_remotes())
     remotes = ("west", "north", "south")
     ip = res.mocks.lb_ip("east-k8s", "istio-system/istio-eastwestgateway")
     assert len([r for r in res.records if r.typ == "kiali-multicluster:index:IstioRemote"]) == 3
@@ -585,7 +558,7 @@ def test_three_remotes_get_three_of_everything(tmp_path):
 
 
 def test_existing_clusters_need_no_metallb(tmp_path):
-    res = run_main(with_offline(existing_clusters(), tmp_path))
+    res = run_main(existing_clusters())
     for cluster in ("east", "west"):
         gw = res.urn_of(f"{cluster}-eastwestgateway", RELEASE)
         deps = set(res.requests[gw]["dependencies"])

@@ -58,20 +58,11 @@ def kubernetes_version() -> str:
 
 @pytest.fixture(scope="module")
 def objects(tmp_path_factory) -> list[tuple[str, dict]]:
-    cfg = harness.stack_config()
-    tmp = tmp_path_factory.mktemp("validate")
-    cfg["manifests"] = {"offlineDir": G.offline_manifests(str(tmp / "manifests")), "cacheDir": str(tmp / "cache")}
-    objs = rendered_objects(harness.run_main(cfg))
-    objs += [(f"existing-west {n}", d) for n, d in rendered_objects(harness.run_main(existing_west(cfg)))]
+    objs = rendered_objects(harness.run_main())
+    objs += [(f"existing-west {n}", d) for n, d in rendered_objects(harness.run_main(harness.existing_west()))]
     return objs
 
 
-def existing_west(cfg: dict) -> dict:
-    cfg = copy.deepcopy(cfg)
-    west = cfg["remotes"][0]
-    west.pop("minikube"), west.pop("loadBalancerRange")
-    west["existing"] = {"context": "west-ctx", "apiServer": "https://10.0.0.5:6443"}
-    return cfg
 
 
 def problems(name: str, doc: dict, version: str, patch: bool) -> list[str]:

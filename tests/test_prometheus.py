@@ -7,7 +7,6 @@ The real-Prometheus checks (promtool, a federation on loopback) are in test_fede
 import asyncio
 import copy
 import gc
-import glob
 import os
 
 import pulumi
@@ -17,7 +16,7 @@ import yaml
 
 from components import manifests as M
 from components import prometheus as P
-from harness import run, stack_config
+from harness import offline_fixtures_dir, run, stack_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(HERE, "fixtures")
@@ -37,15 +36,6 @@ def fixture_prometheus_yml() -> str:
     return M.select(fixture_docs(), "ConfigMap", "prometheus")[0]["data"]["prometheus.yml"]
 
 
-def offline_dir(tmp_path) -> str:
-    """One offline manifests directory for the whole program: every fixture YAML, by basename."""
-    out = tmp_path / "offline"
-    out.mkdir()
-    for path in sorted(glob.glob(os.path.join(FIXTURES, "*", "*.yaml"))):
-        target = out / os.path.basename(path)
-        assert not target.exists(), f"two fixtures are named {target.name}"
-        target.symlink_to(path)
-    return str(out)
 
 
 EXTRA_REMOTES = [("north", "192.168.50.4", "40-49"), ("south", "192.168.50.5", "50-59")]
@@ -54,7 +44,7 @@ EXTRA_REMOTES = [("north", "192.168.50.4", "40-49"), ("south", "192.168.50.5", "
 def stack(tmp_path, remotes: int = 1) -> dict:
     """The east-west stack config, offline, optionally with more remotes (up to 3)."""
     cfg = copy.deepcopy(stack_config())
-    cfg["manifests"] = {"offlineDir": offline_dir(tmp_path), "cacheDir": str(tmp_path / "cache")}
+    cfg["manifests"] = {"offlineDir": offline_fixtures_dir(), "cacheDir": str(tmp_path / "cache")}
     west = cfg["remotes"][0]
     for i, (name, ip, lb) in enumerate(EXTRA_REMOTES[: remotes - 1]):
         r = copy.deepcopy(west)

@@ -7,7 +7,6 @@ renderer that forgets to quote fails here.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import subprocess
@@ -27,13 +26,9 @@ ODD_PATH = "/tmp/kube configs/it's mine/config"  # a literal $ would draw SC2016
 
 def stacks(tmp) -> dict[str, tuple[dict, dict, str]]:
     """name -> (config, environment overrides, the kubeconfig a remote's kubectl line must use)."""
-    base = harness.stack_config()
-    base["manifests"] = {"offlineDir": G.offline_manifests(str(tmp / "manifests")), "cacheDir": str(tmp / "cache")}
-    existing = copy.deepcopy(base)
+    base = harness.offline(harness.stack_config())
+    existing = harness.existing_west(base, context="west ctx", kubeconfig="~/kube configs/west's.yaml")
     west = existing["remotes"][0]
-    west.pop("minikube"), west.pop("loadBalancerRange")
-    west["existing"] = {"context": "west ctx", "apiServer": "https://10.0.0.5:6443"}
-    west["kubeconfig"] = "~/kube configs/west's.yaml"
     return {
         "east-west, ~/.kube/config": (base, {"KUBECONFIG": ""}, "~/.kube/config"),
         "east-west, odd $KUBECONFIG": (base, {"KUBECONFIG": ODD_PATH}, ODD_PATH),

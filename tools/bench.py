@@ -23,7 +23,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -242,9 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     counts = [int(x) for x in a.remotes.split(",")]
 
-    base = harness.stack_config()
-    offline = graph.offline_manifests(tempfile.mkdtemp(prefix="kmc-bench-manifests-"))
-    base["manifests"] = {"offlineDir": offline, "cacheDir": os.path.join(offline, ".cache")}
+    base = harness.offline(harness.stack_config())
     stacks = {n: (base if n == 1 else graph.with_remotes(base, n)) for n in counts}
 
     print("# kiali-multicluster benchmark")

@@ -21,7 +21,6 @@ reader typing the commands would. Everything here is pure data in, data out, exc
 from __future__ import annotations
 
 import contextlib
-import os
 import shlex
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -379,22 +378,6 @@ def graph_of(requests: Mapping[str, Mapping[str, Any]], records: Iterable[Any],
 
 # --- stacks to evaluate -----------------------------------------------------------------------------
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIXTURES = f"{ROOT}/tests/fixtures"
-
-
-def offline_manifests(target: str) -> str:
-    """Every test fixture manifest (tests/fixtures/<topic>/*.yaml) in one directory, by basename."""
-    import glob
-    import shutil
-
-    os.makedirs(target, exist_ok=True)
-    for path in sorted(glob.glob(os.path.join(FIXTURES, "*", "*.yaml"))):
-        dest = os.path.join(target, os.path.basename(path))
-        if os.path.exists(dest):
-            raise ValueError(f"two fixtures are named {os.path.basename(path)}")
-        shutil.copyfile(path, dest)
-    return target
 
 
 def with_remotes(config: Mapping[str, Any], count: int) -> dict:
