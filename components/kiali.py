@@ -118,21 +118,17 @@ class KialiServer(pulumi.ComponentResource):
     def __init__(self, name: str, args: KialiServerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kiali-multicluster:index:KialiServer", name, None, opts)
         primary = args.primary
-        repo = k8s.helm.v3.RepositoryOptsArgs(repo=REPO)
         self.remote_releases, self.remote_secrets = {}, {}
 
-        for remote in args.remotes:
-            rel = k8s.helm.v3.Release(
-                f"{remote.name}-kiali-remote",
-                chart=CHART,
-                version=args.version,
-                repository_opts=repo,
-                name=RELEASE,
-                namespace=NAMESPACE,
-                values=remote_values(view_only=args.view_only),
-                timeout=TIMEOUT_SECONDS,
-                opts=remote.opts(self, depends_on=list(args.remote_after.get(remote.name, ()))),
+        def release(resource_name: str, values: pulumi.Input[dict], opts: pulumi.ResourceOptions) -> k8s.helm.v3.Release:
+            return k8s.helm.v3.Release(
+                resource_name, chart=CHART, version=args.version, repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=REPO),
+                name=RELEASE, namespace=NAMESPACE, values=values, timeout=TIMEOUT_SECONDS, opts=opts,
             )
+
+        for remote in args.remotes:
+            rel = release(f"{remote.name}-kiali-remote", remote_values(view_only=args.view_only),
+                          remote.opts(self, depends_on=list(args.remote_after.get(remote.name, ()))))
             token = access.token_secret(
                 f"{remote.name}-kiali-token", namespace=NAMESPACE, service_account=SERVICE_ACCOUNT,
                 secret_name=TOKEN_SECRET, opts=remote.opts(self, depends_on=[rel]),
@@ -154,18 +150,9 @@ class KialiServer(pulumi.ComponentResource):
         values = pulumi.Output.from_input(args.prometheus_url).apply(
             lambda url: kiali_values(spec=args.spec, primary=primary.name, remotes=remote_names, prometheus_url=url)
         )
-        self.release = k8s.helm.v3.Release(
-            f"{primary.name}-kiali",
-            chart=CHART,
-            version=args.version,
-            repository_opts=repo,
-            name=RELEASE,
-            namespace=NAMESPACE,
-            values=values,
-            timeout=TIMEOUT_SECONDS,
-            # Its pod mounts every remote secret (not optional): create them first.
-            opts=primary.opts(self, depends_on=[args.istiod, *self.remote_secrets.values()]),
-        )
+        # Its pod mounts every remote secret (not optional): create them first.
+        self.release = release(f"{primary.name}-kiali", values,
+                               primary.opts(self, depends_on=[args.istiod, *self.remote_secrets.values()]))
         self.url = LOCAL_URL
         self.port_forward_command = primary.context.apply(port_forward_command)
         self.register_outputs({"url": self.url, "portForwardCommand": self.port_forward_command})
