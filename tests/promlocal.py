@@ -3,7 +3,7 @@
 Every helper is bounded in time and cleans up after itself: each Prometheus gets its own temp
 directory (config, TSDB, log), a free loopback port, is waited on until ``/-/ready``, and is
 stopped by its PID (SIGTERM, then SIGKILL) before the directory is removed. Callers skip or fail
-first with ``tests/tools.py: need("prometheus")``.
+first with ``tools.need("prometheus")``.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def local_prometheus(config_yaml: str, *, binary: str | None = None, start_timeo
     """
     exe = binary or shutil.which("prometheus")
     if not exe:
-        raise RuntimeError("prometheus is not installed (tests call tests/tools.py need('prometheus') first)")
+        raise RuntimeError("prometheus is not installed (tests call tools.need('prometheus') first)")
     tmp = tempfile.mkdtemp(prefix="kmc-prom-")
     proc: subprocess.Popen | None = None
     try:
