@@ -1,7 +1,7 @@
 """One manifest loader for upstream YAML (Istio's Prometheus addon, the Travels demo).
 
 fetch (pinned URL, on-disk cache keyed by URL, offline directory override) -> parse (pyyaml) ->
-pure transformations (dict in, dict out) -> typed pulumi-kubernetes resources. No yaml.v2 and no
+pure transformations (dict in, dict out) -> typed pulumi-kubernetes resources. No pulumi-kubernetes YAML components and no
 ``kubernetes:yaml:decode`` invoke: both break the first preview of a stack whose clusters do not
 exist yet (pulumi-kubernetes#3027).
 """
