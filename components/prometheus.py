@@ -124,8 +124,7 @@ class PrometheusFederationArgs:
     remotes: Sequence[Cluster]
     source: ManifestSource
     istio_version: str
-    # Per cluster name: what must exist before the addon lands there (e.g. the istiod Release that
-    # created istio-system).
+    # Per cluster name: what must exist before the addon lands there (that cluster's istio-system).
     after: Mapping[str, Sequence[pulumi.Resource]] = field(default_factory=dict)
 
 
