@@ -14,6 +14,7 @@ finds the remote secrets) and ``kiali-prepare-remote-cluster.sh``. Facts carried
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -21,7 +22,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import access
-from components.cluster import Cluster
+from components.cluster import Cluster, default_kubeconfig_path
 from components.config import KialiSpec
 
 CHART = "kiali-server"
@@ -88,8 +89,11 @@ def remote_values(*, view_only: bool = True) -> dict:
     }
 
 
-def port_forward_command(context: str) -> str:
-    return f"kubectl --context {context} -n {NAMESPACE} port-forward svc/{SERVICE_ACCOUNT} {SERVER_PORT}:{SERVER_PORT}"
+def port_forward_command(context: str, kubeconfig: str | None = None) -> str:
+    """How to reach Kiali from the laptop; ``--kubeconfig`` only when kubectl would not find the context itself."""
+    words = ["kubectl", *(["--kubeconfig", kubeconfig] if kubeconfig else []), "--context", context,
+             "-n", NAMESPACE, "port-forward", f"svc/{SERVICE_ACCOUNT}", f"{SERVER_PORT}:{SERVER_PORT}"]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 LOCAL_URL = f"http://localhost:{SERVER_PORT}{WEB_ROOT}"
@@ -154,5 +158,6 @@ class KialiServer(pulumi.ComponentResource):
         self.release = release(f"{primary.name}-kiali", values,
                                primary.opts(self, depends_on=[args.istiod, *self.remote_secrets.values()]))
         self.url = LOCAL_URL
-        self.port_forward_command = primary.context.apply(port_forward_command)
+        own_kubeconfig = None if primary.kubeconfig_path == default_kubeconfig_path() else primary.kubeconfig_path
+        self.port_forward_command = primary.context.apply(lambda ctx: port_forward_command(ctx, own_kubeconfig))
         self.register_outputs({"url": self.url, "portForwardCommand": self.port_forward_command})

@@ -67,6 +67,8 @@ def test_remote_values_render_only_a_view_only_account():
 
 def test_port_forward_command():
     assert K.port_forward_command("east") == "kubectl --context east -n istio-system port-forward svc/kiali 20001:20001"
+    assert K.port_forward_command("kind-east", "/home/me/my configs/east.yaml") == (
+        "kubectl --kubeconfig '/home/me/my configs/east.yaml' --context kind-east -n istio-system port-forward svc/kiali 20001:20001")
 
 
 # --- under mocks -----------------------------------------------------------------------------------
