@@ -75,10 +75,6 @@ class Cluster(pulumi.ComponentResource):
             **extra,
         )
 
-    def component_opts(self, opts: pulumi.ResourceOptions | None = None) -> pulumi.ResourceOptions:
-        """Options for a component living on this cluster (children inherit provider and deleted_with)."""
-        mine = pulumi.ResourceOptions(providers={"kubernetes": self.provider}, deleted_with=self.lifecycle)
-        return pulumi.ResourceOptions.merge(mine, opts)
 
     def _outputs(self) -> dict:
         return {

@@ -457,7 +457,7 @@ class IstioRemote(pulumi.ComponentResource):
             labels=meta.labels,
             annotations=meta.annotations,
             kubeconfig_text=access.token_kubeconfig(c.name, c.api_server_url, self.reader_token),
-            opts=p.opts(self, depends_on=primary_exposed),  # the primary's istio-system and istiod
+            opts=p.opts(self, depends_on=primary_exposed),  # on the primary, after its expose objects (and so after istiod)
         )
 
         # The primary writes istio-ca-root-cert once it leads this remote; pods need it at start.

@@ -106,6 +106,10 @@ BAD = [
     ("lb-range-reversed", [("primary.loadBalancerRange", "29-20")], "primary.loadBalancerRange", "2 <= A <= B <= 254"),
     ("lb-range-format", [("primary.loadBalancerRange", "20..29")], "primary.loadBalancerRange", "A-B"),
     ("lb-range-overlap", [("remotes.0.loadBalancerRange", "25-35")], "remotes[0].loadBalancerRange", "overlaps"),
+    ("lb-range-shares-an-end", [("remotes.0.loadBalancerRange", "29-35")], "remotes[0].loadBalancerRange", "overlaps"),
+    ("lb-range-below-2", [("primary.loadBalancerRange", "1-9")], "primary.loadBalancerRange", "2 <= A <= B <= 254"),
+    ("lb-range-above-254", [("remotes.0.loadBalancerRange", "250-255")], "remotes[0].loadBalancerRange", "2 <= A <= B <= 254"),
+    ("kubeconfig-on-minikube", [("primary.kubeconfig", "/tmp/k")], "primary.kubeconfig", "only applies to existing clusters"),
     ("lb-range-missing", [("primary.loadBalancerRange", DELETE)], "primary.loadBalancerRange", "required"),
     ("minikube-and-existing", [("remotes.0.existing", {"context": "w", "apiServer": "https://10.0.0.3:6443"})],
      "remotes[0]", "exactly one of"),
@@ -125,9 +129,12 @@ BAD = [
     ("kiali-token-auth", [("kiali.auth", "token")], "kiali.auth", "home cluster only"),
     ("kiali-openid-without-issuer", [("kiali.auth", "openid"), ("kiali.openid", {"clientId": "kiali"})],
      "kiali.openid.issuerUri", "is required"),
+    ("kiali-openid-http-issuer", [("kiali.auth", "openid"), ("kiali.openid", {"issuerUri": "http://idp", "clientId": "k"})],
+     "kiali.openid.issuerUri", "https URL"),
     ("kiali-openid-with-anonymous", [("kiali.openid", {"issuerUri": "https://idp", "clientId": "k"})], "kiali.openid", "only applies"),
     ("kiali-log-level", [("kiali.logLevel", "verbose")], "kiali.logLevel", "log level"),
     ("travels-unknown", [("remotes.0.travels", ["travels-v2", "travels-v9"])], "remotes[0].travels[1]", "travels-v3"),
+    ("travels-listed-twice", [("remotes.0.travels", ["travels-v2", "travels-v2"])], "remotes[0].travels", "twice"),
     ("travels-on-primary", [("primary.travels", ["travels-v2"])], "primary.travels", "unknown key"),
 ]
 

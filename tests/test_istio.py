@@ -438,6 +438,10 @@ def test_remote_secret_on_the_primary(ew):
     assert (meta["name"], meta["namespace"]) == ("istio-remote-secret-west", "istio-system")
     assert meta["labels"] == {"istio/multiCluster": "true"}
     assert meta["annotations"] == {"networking.istio.io/cluster": "west"}
+    # Created once the primary exposes istiod (so east's istio-system and istiod exist).
+    secret_urn = ew.urn_of("west-istio-remote-secret", SECRET)
+    for exposed in ("east-istiod-gateway", "east-istiod-vs", "east-cross-network-gateway"):
+        assert ew.depends_on(secret_urn, ew.urn_of(exposed), transitive=False), exposed
     cfg, secret = kubeconfig_of(ew, "west")
     assert secret, "the kubeconfig must travel as a secret"
     assert cfg["current-context"] == "west"

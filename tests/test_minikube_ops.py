@@ -13,6 +13,7 @@ import textwrap
 import pytest
 
 from harness import ROOT, run_main, unwrap
+from tools import minikube_ops
 
 FAKE = textwrap.dedent(
     r'''
@@ -39,6 +40,8 @@ FAKE = textwrap.dedent(
             nets[args[-1]] = [{{"Subnet": opts["--subnet"], "Gateway": opts["--gateway"]}}]
             save("networks.json", nets); sys.exit(0)
         if args[:2] == ["network", "rm"]:
+            if os.environ.get("FAKE_RM_FAIL"):
+                sys.stderr.write("Error: network istio has active endpoints\n"); sys.exit(1)
             nets.pop(args[2], None); save("networks.json", nets); sys.exit(0)
     if tool == "minikube":
         profiles = load("profiles.json", {{}})
@@ -106,6 +109,12 @@ def fake(tmp_path, monkeypatch):
 
         def profile_dir(self, name):
             return home / ".minikube" / "profiles" / name
+
+        def set_ip(self, name, ip):
+            p = state / "profiles.json"
+            profiles = json.loads(p.read_text())
+            profiles[name]["ip"] = ip
+            p.write_text(json.dumps(profiles))
 
         def stop(self, name):
             p = state / "profiles.json"
@@ -203,6 +212,40 @@ def test_an_existing_profile_with_other_settings_is_refused(fake, commands):
     assert out.returncode == 1
     assert "memory (MB): profile has 4096, config wants 8192" in out.stderr
     assert not [c for c in fake.calls() if c[:2] == ["minikube", "start"]]
+
+
+@pytest.mark.parametrize("field,value,words", [
+    ("Driver", "podman", "driver: profile has 'podman'"),
+    ("Network", "other", "network: profile has 'other'"),
+    ("StaticIP", "192.168.50.9", "static IP: profile has '192.168.50.9'"),
+    ("Memory", 4096, "memory (MB): profile has 4096"),
+    ("CPUs", 2, "cpus: profile has 2"),
+    ("KubernetesConfig", {"KubernetesVersion": "v1.33.0"}, "kubernetes version: profile has 'v1.33.0'"),
+])
+def test_every_profile_setting_minikube_cannot_change_is_compared(field, value, words):
+    saved = {"Driver": "docker", "Network": "istio", "StaticIP": "192.168.50.2", "Memory": 8192, "CPUs": 4,
+             "KubernetesConfig": {"KubernetesVersion": "v1.34.0"}}
+    wanted = dict(driver="docker", network="istio", static_ip="192.168.50.2", memory_mb=8192, cpus=4,
+                  kubernetes_version="v1.34.0")
+    assert minikube_ops.profile_mismatches(saved, **wanted) == []
+    diffs = minikube_ops.profile_mismatches({**saved, field: value}, **wanted)
+    assert len(diffs) == 1 and diffs[0].startswith(words)
+
+
+def test_update_fails_when_the_profile_moved_address(fake, commands):
+    assert fake.sh(commands["east-minikube"]["create"]).returncode == 0
+    fake.set_ip("east", "192.168.50.7")
+    out = fake.sh(commands["east-minikube"]["update"])
+    assert out.returncode == 1 and "is at 192.168.50.7, expected 192.168.50.2" in out.stderr
+
+
+def test_a_network_still_in_use_is_kept_without_failing_destroy(fake, commands):
+    net = commands["docker-network-istio"]
+    assert fake.sh(net["create"]).stdout.strip() == "created"
+    out = fake.sh(net["delete"], PULUMI_COMMAND_STDOUT="created", FAKE_RM_FAIL="1")
+    assert out.returncode == 0
+    assert "warning: could not remove docker network istio" in out.stderr
+    assert "istio" in fake.networks()
 
 
 def test_resume_starts_only_stopped_profiles_of_the_stack(fake, commands):
