@@ -36,6 +36,34 @@ def default_kubeconfig_path(environ: dict | None = None) -> str:
     return "~/.kube/config"
 
 
+def kube_context(spec: ClusterSpec) -> str:
+    """A cluster's kubeconfig context: minikube names it after the profile; an existing cluster says it."""
+    return spec.existing.context if spec.existing else spec.name
+
+
+def kubeconfig_file(spec: ClusterSpec, default: str) -> str:
+    """The kubeconfig holding that context: an existing cluster's own file, else the default."""
+    return spec.kubeconfig or default
+
+
+def _field(obj, name: str):
+    """A field of a typed Pulumi output object or of a raw API dict (camelCase or snake_case)."""
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def lb_ingress(status) -> tuple[str | None, str | None] | None:
+    """(ip, hostname) of a Service status's first LoadBalancer ingress entry; None when it has no entry."""
+    lb = _field(status, "load_balancer") or _field(status, "loadBalancer")
+    ingress = _field(lb, "ingress") or []
+    if not ingress:
+        return None
+    return _field(ingress[0], "ip"), _field(ingress[0], "hostname")
+
+
 def metallb_config(pool: str) -> str:
     """The layer2 pool ConfigMap data the minikube MetalLB addon (v0.9.6) reads from metallb-system/config."""
     return f"address-pools:\n- name: default\n  protocol: layer2\n  addresses:\n  - {pool}\n"
@@ -150,14 +178,14 @@ class MinikubeCluster(Cluster):
         self.provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=args.kubeconfig_path,
-            context=self.start.id.apply(lambda _: spec.name),
+            context=self.start.id.apply(lambda _: kube_context(spec)),
             cluster_identifier=pulumi.Output.concat(spec.name, "-", self.start.id),
             enable_config_map_mutable=True,
             enable_secret_mutable=True,
             delete_unreachable=False,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.context = self.start.id.apply(lambda _: spec.name)
+        self.context = self.start.id.apply(lambda _: kube_context(spec))
         self.node_ip = pulumi.Output.from_input(mk.static_ip)
         # The kubeconfig says https://127.0.0.1:<port> on Docker Desktop; pods of the other cluster
         # reach the API server on the shared network instead.
@@ -190,20 +218,20 @@ class ExistingCluster(Cluster):
         spec, ex = args.spec, args.spec.existing
         self.name, self.network = spec.name, spec.network
         self.lb_range = None
-        self.kubeconfig_path = spec.kubeconfig or args.kubeconfig_path
+        self.kubeconfig_path = kubeconfig_file(spec, args.kubeconfig_path)
         self.lifecycle = None
         self.lb_ready = []
         self.provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=self.kubeconfig_path,
-            context=ex.context,
-            cluster_identifier=f"existing-{ex.context}",
+            context=kube_context(spec),
+            cluster_identifier=f"existing-{kube_context(spec)}",
             enable_config_map_mutable=True,
             enable_secret_mutable=True,
             delete_unreachable=False,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.context = pulumi.Output.from_input(ex.context)
+        self.context = pulumi.Output.from_input(kube_context(spec))
         self.node_ip = None
         self.api_server_url = pulumi.Output.from_input(ex.api_server)
         self.register_outputs(self._outputs())

@@ -31,7 +31,7 @@ import pulumi_kubernetes as k8s
 
 from components import access
 from components.ca import CACERTS_KEYS
-from components.cluster import Cluster
+from components.cluster import Cluster, lb_ingress
 
 PRIMARY_TYPE = "kiali-multicluster:index:IstioPrimary"
 REMOTE_TYPE = "kiali-multicluster:index:IstioRemote"
@@ -209,18 +209,6 @@ def exposed_objects() -> list[IstioObject]:
     return [istiod_gateway, istiod_vs, cross_network]
 
 
-def _field(obj: Any, *names: str) -> Any:
-    """A field of a typed Pulumi output (a dict with snake_case keys) or of a raw API dict."""
-    if obj is None:
-        return None
-    for n in names:
-        if isinstance(obj, Mapping) and obj.get(n) is not None:
-            return obj[n]
-        value = getattr(obj, n, None)
-        if value is not None and not callable(value):
-            return value
-    return None
-
 
 def lb_ip_from_status(status: Any, what: str) -> str:
     """The first LoadBalancer ingress IP of a Service status; a clear error for none or a hostname.
@@ -228,14 +216,13 @@ def lb_ip_from_status(status: Any, what: str) -> str:
     ``remotePilotAddress`` must be an IP: a hostname makes the remote chart render an
     ExternalName Service, which the API server's webhook client cannot call (istio#45014).
     """
-    ingress = _field(_field(status, "load_balancer", "loadBalancer"), "ingress") or []
-    if not ingress:
+    entry = lb_ingress(status)
+    if entry is None:
         raise LoadBalancerError(
             f"{what} has no LoadBalancer address: check that the cluster's MetalLB pool is valid "
             "(kubectl -n metallb-system get configmap config) and that the pool has a free address"
         )
-    first = ingress[0]
-    ip, hostname = _field(first, "ip"), _field(first, "hostname")
+    ip, hostname = entry
     if ip:
         try:
             return str(ipaddress.ip_address(ip))
@@ -247,7 +234,7 @@ def lb_ip_from_status(status: Any, what: str) -> str:
             "an IP (a hostname becomes an ExternalName Service the injection webhook cannot reach, istio#45014): "
             "use a load balancer that assigns IPs (MetalLB) or an NLB with a static IP"
         )
-    raise LoadBalancerError(f"{what} has a LoadBalancer ingress entry without ip or hostname: {first!r}")
+    raise LoadBalancerError(f"{what} has a LoadBalancer ingress entry without ip or hostname: {entry!r}")
 
 
 @dataclass(frozen=True)

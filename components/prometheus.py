@@ -20,7 +20,7 @@ import pulumi
 import yaml
 
 from components import manifests
-from components.cluster import Cluster
+from components.cluster import Cluster, lb_ingress
 from components.manifests import ManifestError, ManifestSource
 
 NAME = "prometheus"
@@ -104,8 +104,8 @@ def addon_docs(docs: Sequence[dict], *, remote: bool = False, federate: Mapping[
 
 def lb_address(cluster: str, status: object) -> str:
     """``<ip>:9090`` from a Service status; a clear error when MetalLB gave no address."""
-    ingress = getattr(getattr(status, "load_balancer", None), "ingress", None) or []
-    host = (getattr(ingress[0], "ip", None) or getattr(ingress[0], "hostname", None)) if ingress else None
+    entry = lb_ingress(status)
+    host = entry and (entry[0] or entry[1])
     if not host:
         raise ValueError(
             f"{cluster}: Service {NAMESPACE}/{NAME} (type LoadBalancer) has no external address, so the primary "

@@ -47,7 +47,7 @@ if ROOT not in sys.path:  # run as `python tools/verify.py`
 import yaml  # noqa: E402
 
 from components import kiali, prometheus  # noqa: E402
-from components.cluster import default_kubeconfig_path  # noqa: E402
+from components.cluster import default_kubeconfig_path, kube_context, kubeconfig_file  # noqa: E402
 from components.config import ConfigError, StackConfig, parse, read_stack_file  # noqa: E402
 from components.istio import CA_ROOT_CERT_CONFIGMAP, NAMESPACE, REMOTE_SECRET_LABEL, injection_path  # noqa: E402
 from components.travels import PRIMARY_FILES, REMOTE_NAMESPACE  # noqa: E402
@@ -108,8 +108,7 @@ def targets(cfg: StackConfig, environ: Mapping[str, str] | None = None) -> list[
             namespaces = tuple(ns for ns, _ in PRIMARY_FILES)
         else:
             namespaces = (REMOTE_NAMESPACE,) if spec.travels else ()
-        context = spec.existing.context if spec.existing else spec.name
-        out.append(Target(spec.name, context, spec.kubeconfig or default, spec.network, spec.primary, namespaces))
+        out.append(Target(spec.name, kube_context(spec), kubeconfig_file(spec, default), spec.network, spec.primary, namespaces))
     return out
 
 
