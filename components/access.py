@@ -9,7 +9,6 @@ renders that kubeconfig (pure) and creates the token Secret and the access Secre
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -90,7 +89,3 @@ def access_secret(resource_name: str, *, name: str, namespace: str, cluster: str
         opts=opts,
     )
 
-
-def depends(*groups: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
-    """Flatten dependency groups, dropping None."""
-    return [r for g in groups for r in (g or []) if r is not None]

@@ -90,10 +90,6 @@ class ClusterSpec:
     kubeconfig: str | None = None
     travels: tuple[str, ...] = ()
 
-    @property
-    def is_minikube(self) -> bool:
-        return self.minikube is not None
-
 
 @dataclass(frozen=True)
 class Versions:

@@ -66,11 +66,6 @@ def test_decode_b64_round_trip():
     assert access.decode_b64(base64.b64encode(b"token-\xc3\xa9").decode()) == "token-\u00e9"
 
 
-def test_depends_flattens_and_drops_none():
-    a, b = object(), object()
-    assert access.depends([a, None], None, (), [b]) == [a, b]
-
-
 @pytest.fixture(scope="module")
 def wired():
     def program():

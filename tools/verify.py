@@ -27,7 +27,6 @@ to a cluster.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import re
@@ -47,6 +46,7 @@ if ROOT not in sys.path:  # run as `python tools/verify.py`
 import yaml  # noqa: E402
 
 from components import kiali, prometheus  # noqa: E402
+from components.access import decode_b64  # noqa: E402
 from components.cluster import default_kubeconfig_path, kube_context, kubeconfig_file  # noqa: E402
 from components.config import ConfigError, StackConfig, parse, read_stack_file  # noqa: E402
 from components.istio import CA_ROOT_CERT_CONFIGMAP, NAMESPACE, REMOTE_SECRET_LABEL, injection_path  # noqa: E402
@@ -139,10 +139,6 @@ def check_istiod(cluster: str, deployment: Mapping | None) -> Check:
     return failed(name, cluster, f"{detail}, Available={available}; see kubectl --context {cluster} -n {NAMESPACE} describe deploy/istiod")
 
 
-def _b64(text: str) -> str:
-    return base64.b64decode(text).decode("utf-8")
-
-
 def kubeconfig_problem(text: str, cluster: str) -> str | None:
     """Why a remote-secret kubeconfig would not give istiod a client for ``cluster`` (None: it would)."""
     try:
@@ -179,7 +175,7 @@ def check_remote_secret(primary: str, remote: str, secrets: Mapping | None) -> C
     s = holders[0]
     ref = f"{NAMESPACE}/{s['metadata']['name']} on {primary}"
     try:
-        text = _b64(s["data"][remote])
+        text = decode_b64(s["data"][remote])
     except (ValueError, UnicodeDecodeError):
         return failed(name, remote, f"{ref}: key {remote!r} is not base64 text")
     problem = kubeconfig_problem(text, remote)
@@ -244,7 +240,7 @@ def check_injector(remote: str, network: str, webhook_configs: Mapping | None, m
             problems.append(f"{cfg_name}/{wh['name']} has no caBundle")
             continue
         try:
-            certs = pem_blocks(_b64(bundle))
+            certs = pem_blocks(decode_b64(bundle))
         except (ValueError, UnicodeDecodeError):
             problems.append(f"{cfg_name}/{wh['name']} caBundle is not base64 PEM")
             continue
